@@ -1,0 +1,1 @@
+"""Study -> plain data -> figures and reports."""

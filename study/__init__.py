@@ -1,0 +1,1 @@
+"""The service: configuration, trainer, search, workers, CLI."""
