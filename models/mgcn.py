@@ -133,7 +133,9 @@ class MGCN(nn.Module):
             "user_item": _check_sparse("user_item", user_item, (n_users, n_items)),
         }
         for m, graph in enumerate(item_graphs):
-            graphs[f"item_graph_{m}"] = _check_sparse(f"item_graphs[{m}]", graph, (n_items, n_items))
+            graphs[f"item_graph_{m}"] = _check_sparse(
+                f"item_graphs[{m}]", graph, (n_items, n_items)
+            )
         for name, graph in graphs.items():
             self.register_buffer(name, graph, persistent=False)
             self.register_buffer(f"{name}_t", sparse_transpose(graph), persistent=False)

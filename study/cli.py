@@ -15,7 +15,8 @@ from typing import Any
 from spectune.datasets.errors import DataError
 from spectune.storage.errors import StorageError
 from spectune.study import settings
-from spectune.study.config import build_config, load_config_file, parse_overrides
+from spectune.study.results_cli import add_results_parsers
+from spectune.study.service_cli import add_service_parsers
 from spectune.study.typed import ConfigError
 
 log = logging.getLogger("spectune")
@@ -89,6 +90,7 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from spectune.study.checkpoint import save_checkpoint
+    from spectune.study.config import build_config, load_config_file, parse_overrides
     from spectune.study.devices import select_device
     from spectune.study.run import prepare, train
 
@@ -141,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     commands = parser.add_subparsers(dest="command", required=True)
     add_train_parser(commands)
+    add_service_parsers(commands)
+    add_results_parsers(commands)
     return parser
 
 

@@ -71,3 +71,10 @@ def _number(cli_value: N | None, variable: str, kind: type[N]) -> N | None:
         return kind(raw)
     except ValueError:
         raise ConfigError(f"{variable}={raw!r} must be {kind.__name__}") from None
+
+
+def artifact_dir(cli_value: str | None) -> Path:
+    """Checkpoints of study trials: --artifact-dir, SPECTUNE_ARTIFACT_DIR, else ./runs/artifacts.
+
+    With workers on several machines, point it at a shared filesystem."""
+    return Path(cli_value or os.environ.get("SPECTUNE_ARTIFACT_DIR") or "runs/artifacts")

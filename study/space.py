@@ -21,6 +21,8 @@ from spectune.study.config import SECTIONS, RunConfig, build_config, resolve_key
 from spectune.study.typed import ConfigError, coerce
 
 KINDS = ("float", "int", "choice")
+# Settings the study fixes for every trial (the pruner's resource, the objective's metric).
+STUDY_SETTINGS = {"epochs": "--epochs", "valid_metric": "--metric", "dataset": "--dataset"}
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,9 @@ def parse_space(mapping: Any, source: str = "search space") -> SearchSpace:
     space = SearchSpace(tuple(params), fixed)
     # every name must be a config field and every value must fit it: fail now, not in a trial
     for name in [p.name for p in params] + list(fixed):
-        resolve_key(name)
+        _, field = resolve_key(name)
+        if field in STUDY_SETTINGS:
+            raise ConfigError(f"{source}: {name} is set by the study ({STUDY_SETTINGS[field]})")
     build_config({}, fixed)
     for param in params:
         for value in param.grid() if param.kind == "choice" else [param.low, param.high]:

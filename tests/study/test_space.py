@@ -102,6 +102,7 @@ def test_grid_needs_discrete_values() -> None:
         ),
         ({"params": {"knn_k": {"int": [5, 10], "stepp": 2}}}, "unknown key 'stepp'"),
         ({"parms": {}}, "unknown top-level key 'parms'"),
+        ({"params": {}, "fixed": {"epochs": 3}}, r"epochs is set by the study \(--epochs\)"),
     ],
 )
 def test_bad_space_files_are_rejected_with_the_parameter_named(mapping: dict, message: str) -> None:
@@ -111,11 +112,11 @@ def test_bad_space_files_are_rejected_with_the_parameter_named(mapping: dict, me
 
 def test_load_from_file(tmp_path: Path) -> None:
     path = tmp_path / "space.yaml"
-    path.write_text("params:\n  knn_k: {int: [5, 10]}\nfixed:\n  epochs: 3\n")
+    path.write_text("params:\n  knn_k: {int: [5, 10]}\nfixed:\n  patience: 3\n")
     mapping = load_search_space(path)
     space = parse_space(mapping)
     study = optuna.create_study()
     config = space.config(study.ask(), build_config({}))
-    assert config.train.epochs == 3 and 5 <= config.model.knn_k <= 10
+    assert config.train.patience == 3 and 5 <= config.model.knn_k <= 10
     with pytest.raises(ConfigError, match="cannot read search space"):
         load_search_space(tmp_path / "nope.yaml")

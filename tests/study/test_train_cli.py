@@ -139,11 +139,15 @@ def test_ml100k_until_early_stopping_beats_popularity(
         "patience=3",
         "--set",
         "epochs=60",
+        # 10x the seed's rate: on ml-100k the default needs ~20 epochs to leave its plateau
+        "--set",
+        "learning_rate=0.01",
     ]
     code, _, _ = run([*args, "--no-damps"] if no_damps else args, capsys)
     assert code == 0
     result = json.loads(out.read_text())
     assert result["stopped_by"] == "patience"
     popularity = popularity_recall(shared_data, "ml-100k")
-    assert 0.05 < popularity < 0.2
-    assert result["valid"]["recall@20"] > popularity
+    assert popularity == pytest.approx(0.1003, abs=1e-4)
+    assert result["valid"]["recall@20"] > 1.5 * popularity
+    assert result["test"]["recall@20"] > 0.1

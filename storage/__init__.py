@@ -1,0 +1,1 @@
+"""Optuna storage construction (journal file or Postgres) and artifacts."""
