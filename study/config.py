@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from spectune.models.damps import DampsConfig
-from spectune.study.typed import ConfigError, from_mapping, to_plain
+from spectune.study.typed import ConfigError, from_mapping, load_yaml, to_plain
 
 METRICS = ("recall", "ndcg", "precision", "map")
 
@@ -188,7 +188,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from error
     try:
-        content = yaml.safe_load(text) or {}
+        content = load_yaml(text) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
     if not isinstance(content, dict):
@@ -205,7 +205,7 @@ def parse_overrides(pairs: Iterable[str]) -> dict[str, Any]:
         if not eq or not key.strip():
             raise ConfigError(f"--set expects key=value, got {pair!r}")
         try:
-            overrides[key.strip()] = yaml.safe_load(raw)
+            overrides[key.strip()] = load_yaml(raw)
         except yaml.YAMLError as error:
             raise ConfigError(f"--set {pair!r}: value is not a YAML scalar") from error
     return overrides

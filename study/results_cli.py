@@ -76,7 +76,9 @@ def run_export(args: argparse.Namespace) -> int:
         test = trial.user_attrs.get(attrs.TEST_METRICS, {}).get(metric)
         shown = f", test {metric} {test:.4f} (reported only)" if test is not None else ""
         print(f"trial {trial.number}: valid {metric} {trial.value:.4f}{shown} -> {path}")
-    print(f"re-run with: spectune train --config {paths[0]}")
+    data_root = f" --data-root {spec.data_root}" if spec and spec.data_root else ""
+    # bit-exact on the CPU with the trial's thread count (OMP_NUM_THREADS) and torch version
+    print(f"re-run with: spectune train --config {paths[0]}{data_root}")
     return 0
 
 

@@ -269,6 +269,11 @@ def run_study_create(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         versions=current_versions(),
     )
+    if spec.objective == "mgcn":
+        # the data is read and validated once here, not failed on by every worker's first trial
+        from spectune.datasets.mmrec import load_dataset
+
+        load_dataset(spec.dataset, settings.data_root(args.data_root))
     storage = open_storage(target, options, create=True)
     if create_study(storage, spec):
         print(
@@ -313,6 +318,10 @@ def run_worker_command(args: argparse.Namespace) -> int:
             direction=args.direction,
             sampler=args.sampler,
             pruner=args.pruner,
+            # only what was given (flag or environment) is checked; the rest is the study's
+            heartbeat_interval=settings.heartbeat_interval(args.heartbeat_interval),
+            heartbeat_grace=settings.heartbeat_grace(args.heartbeat_grace),
+            max_retry=settings.max_retry(args.max_retry),
         ),
         gpu=args.gpu,
         trials_per_gpu=args.trials_per_gpu,

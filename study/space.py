@@ -18,7 +18,7 @@ import optuna
 import yaml
 
 from spectune.study.config import SECTIONS, RunConfig, build_config, resolve_key
-from spectune.study.typed import ConfigError, coerce
+from spectune.study.typed import ConfigError, coerce, from_mapping, load_yaml
 
 KINDS = ("float", "int", "choice")
 # Settings the study fixes for every trial (the pruner's resource, the objective's metric).
@@ -100,7 +100,7 @@ def load_search_space(path: Path | None) -> dict[str, Any]:
         except OSError as error:
             raise ConfigError(f"cannot read search space {path}: {error.strerror}") from error
     try:
-        mapping = yaml.safe_load(text) or {}
+        mapping = load_yaml(text) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"search space {source} is not valid YAML: {error}") from error
     parse_space(mapping, source)
@@ -122,8 +122,14 @@ def parse_space(mapping: Any, source: str = "search space") -> SearchSpace:
         params.append(_parse_param(str(name), spec, [p.name for p in params], source))
     space = SearchSpace(tuple(params), fixed)
     # every name must be a config field and every value must fit it: fail now, not in a trial
+    overlap = sorted({p.name for p in params} & set(fixed))
+    if overlap:
+        raise ConfigError(f"{source}: {overlap[0]} is both sampled (params) and fixed")
     for name in [p.name for p in params] + list(fixed):
-        _, field = resolve_key(name)
+        try:
+            _, field = resolve_key(name)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from error
         if field in STUDY_SETTINGS:
             raise ConfigError(f"{source}: {name} is set by the study ({STUDY_SETTINGS[field]})")
     build_config({}, fixed)
@@ -137,10 +143,13 @@ def _check_value(param: Param, value: Any, source: str) -> None:
     """The value must have the field's type (ranges and cross-field rules are checked per trial)."""
     section, name = resolve_key(param.name)
     kind = typing.get_type_hints(SECTIONS[section])[name] if section else str | None
+    probe = int(value) if param.kind == "int" else value
     try:
-        coerce(kind, int(value) if param.kind == "int" else value, param.name)
+        coerce(kind, probe, param.name)
+        if param.kind != "choice":  # a range's ends must be valid settings on their own
+            from_mapping(SECTIONS[section], {name: probe}, section)
     except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from error
+        raise ConfigError(f"{source}: {param.name} = {value!r}: {error}") from error
 
 
 def _parse_param(name: str, spec: Any, earlier: list[str], source: str) -> Param:

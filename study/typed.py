@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+
+import yaml
 
 T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A configuration value breaks a rule; the message names the key, the rule and the value."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where ``5e-4`` (no dot) is a string; people mean a number."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that also reads exponent numbers like ``1e-3`` as floats."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def from_mapping(cls: type[T], values: Mapping[str, Any], where: str) -> T:

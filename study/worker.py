@@ -307,13 +307,21 @@ def run_worker(
             f"study {settings.study_name!r} in {target.masked} has no spectune spec (made by "
             "another tool, or its `spectune study create` was interrupted); use another name"
         )
-    liveness = RequestedSettings(
-        heartbeat_interval=options.heartbeat_interval,
-        heartbeat_grace=options.heartbeat_grace,
-        max_retry=options.max_retry,
-    )
     check_worker_settings(spec, settings.requested)
-    check_worker_settings(spec, liveness)
+    # Liveness settings not given to this worker are the study's: every worker must use the
+    # same, or one with a shorter grace would fail the others' live trials.
+    stored = spec.liveness
+    adopted = replace(
+        options,
+        heartbeat_interval=stored.heartbeat_interval,
+        heartbeat_grace=stored.heartbeat_grace,
+        max_retry=stored.max_retry,
+    )
+    if adopted != options:
+        options = adopted
+        settings = replace(settings, options=adopted)
+        storage = open_existing_study(target, options, settings.study_name)
+        plain = load_study(storage, settings.study_name)
     # Everything that can refuse (device, objective setup) comes before the first write.
     device = claim_device(
         settings.gpu,

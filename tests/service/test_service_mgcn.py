@@ -144,3 +144,16 @@ def test_ablation_runs_every_variant_and_seed_exactly_once(
         assert config["model"]["use_damps"] == (variant in ("full", "no_apc"))
         assert config["damps"]["apc"] == (variant != "no_apc")
         assert config["model"]["control"] == ("linear" if variant == "linear_control" else "none")
+
+
+def test_create_validates_the_dataset_before_writing_anything(
+    spectune: Spectune, study_name: str, data_root: Path
+) -> None:
+    journal = spectune.cwd / "runs" / "bad.journal"
+    created = spectune.run(
+        "study", "create", "--study-name", study_name, "--dataset", "nowhere",
+        "--data-root", str(data_root), "--storage", str(journal),
+    )  # fmt: skip
+    assert created.popen.returncode == 2
+    assert "no dataset directory" in created.output and TINY.name in created.output
+    assert not journal.exists()

@@ -22,11 +22,18 @@ def test_defaults_are_the_seed_configuration() -> None:
 
 def test_overrides_flat_and_dotted_with_yaml_values() -> None:
     overrides = parse_overrides(
-        ["band_high=0.5", "damps.apc=false", "train.epochs=3", "fusion_logits=[1, 0]"]
+        [
+            "band_high=0.5",
+            "damps.apc=false",
+            "train.epochs=3",
+            "fusion_logits=[1, 0]",
+            "lr_decay=9e-1",
+        ]
     )
     config = build_config({"model": {"knn_k": 5}}, overrides)
     assert config.damps.band_high == 0.5 and config.damps.apc is False
     assert config.train.epochs == 3 and config.model.knn_k == 5
+    assert config.train.lr_decay == 0.9
     assert config.damps.fusion_logits == (1.0, 0.0)
 
 

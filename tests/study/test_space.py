@@ -102,6 +102,9 @@ def test_grid_needs_discrete_values() -> None:
         ),
         ({"params": {"knn_k": {"int": [5, 10], "stepp": 2}}}, "unknown key 'stepp'"),
         ({"parms": {}}, "unknown top-level key 'parms'"),
+        ({"params": {"band_high": {"float": [0.5, 1.5]}}}, "band_high = 1.5"),
+        ({"params": {"knn_k": {"int": [0, 10]}}}, "knn_k must be >= 1"),
+        ({"params": {"knn_k": {"int": [5, 10]}}, "fixed": {"knn_k": 3}}, "both sampled"),
         ({"params": {}, "fixed": {"epochs": 3}}, r"epochs is set by the study \(--epochs\)"),
     ],
 )
@@ -112,11 +115,15 @@ def test_bad_space_files_are_rejected_with_the_parameter_named(mapping: dict, me
 
 def test_load_from_file(tmp_path: Path) -> None:
     path = tmp_path / "space.yaml"
-    path.write_text("params:\n  knn_k: {int: [5, 10]}\nfixed:\n  patience: 3\n")
+    path.write_text(
+        "params:\n  knn_k: {int: [5, 10]}\n  learning_rate: {float: [1e-4, 1e-2], log: true}\n"
+        "fixed:\n  patience: 3\n"
+    )
     mapping = load_search_space(path)
     space = parse_space(mapping)
     study = optuna.create_study()
     config = space.config(study.ask(), build_config({}))
     assert config.train.patience == 3 and 5 <= config.model.knn_k <= 10
+    assert 1e-4 <= config.train.learning_rate <= 1e-2  # 1e-4 (no dot) is a number
     with pytest.raises(ConfigError, match="cannot read search space"):
         load_search_space(tmp_path / "nope.yaml")
