@@ -127,6 +127,13 @@ def _feature_paths(
                 f"{directory}: no feature table: at least one modality is required "
                 f"({defaults}, or list them under 'modalities' in {CONFIG_FILE})"
             )
+        missing = [file for _, file in DEFAULT_FEATURE_FILES if not (directory / file).is_file()]
+        if missing:
+            # a misnamed file would silently drop a modality (and make DAMPS impossible)
+            logger.warning(
+                "%s: no %s, so %s only; list the files under 'modalities' in %s to say so",
+                directory, " or ".join(missing), ", ".join(m for m, _ in found), CONFIG_FILE,
+            )  # fmt: skip
         return found
     resolved = []
     for modality, file in listed:
