@@ -257,6 +257,10 @@ def _connect(target: StorageTarget, options: StorageOptions, attempt: Callable[[
     raise AssertionError("unreachable")
 
 
+# Connection errors from a server that answered (psycopg2 gives them no error code).
+_NOT_TRANSIENT_MARKERS = ("does not exist", "authentication failed", "no pg_hba.conf entry")
+
+
 def _raise_if_not_transient(error: Exception, target: StorageTarget) -> None:
     for cause in _chain(error):
         if isinstance(cause, sqlalchemy.exc.ProgrammingError) and _pgcode(cause) == "42P01":
@@ -268,6 +272,13 @@ def _raise_if_not_transient(error: Exception, target: StorageTarget) -> None:
         raise StorageError(
             f"the Optuna schema in {target.masked} was made by another Optuna version "
             f"({error}); run `spectune storage init` to upgrade it"
+        ) from error
+    text = " ".join(str(cause) for cause in _chain(error))
+    if any(marker in text for marker in _NOT_TRANSIENT_MARKERS):
+        # the server answered: waiting will not create the database or fix the password
+        raise StorageError(
+            f"cannot open {target.masked}: {_reason(error, target)}; check the database name, "
+            "user and password in the storage URL"
         ) from error
     if not is_transient(error):
         raise StorageError(f"cannot open {target.masked}: {_reason(error, target)}") from error

@@ -60,6 +60,22 @@ def test_unreachable_postgres_is_retried_then_explained_without_password() -> No
     assert "is the db service up?" in message and "hunter2" not in message
 
 
+@pytest.mark.parametrize(
+    ("url", "answer"),
+    [
+        ("postgresql://postgres@127.0.0.1:5432/spectune_no_such_db", "does not exist"),
+        ("postgresql://spectune_no_such_role:pw@127.0.0.1:5432/test", "spectune_no_such_role"),
+    ],
+)
+def test_a_wrong_database_or_user_fails_at_once(url: str, answer: str) -> None:
+    options = StorageOptions(connect_tries=5, connect_delay=1.0)  # 15 s if it were retried
+    started = time.monotonic()
+    with pytest.raises(StorageError, match="check the database name, user and password") as caught:
+        build_storage(parse_storage_url(url), options)
+    assert time.monotonic() - started < 5
+    assert answer in str(caught.value) and ":pw@" not in str(caught.value)
+
+
 def test_one_storage_per_process_and_url(backend: Backend) -> None:
     target = backend.target
     first = open_storage(target, FAST, create=True)
