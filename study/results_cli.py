@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from optuna.trial import TrialState
+
 from spectune.storage import attrs
 from spectune.storage.factory import load_study, open_existing_study, open_storage, study_lock
 from spectune.study.service_cli import _add_storage_arguments, resolve_target, storage_options
@@ -64,7 +66,14 @@ def run_export(args: argparse.Namespace) -> int:
     metric = spec.metric if spec else "value"
     ranked = ranked_trials(study)
     if not ranked:
-        raise ConfigError(f"study {args.study_name} has no COMPLETE trial yet; nothing to export")
+        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        reasons = {t.user_attrs.get(attrs.FAIL_REASON, "?") for t in failed}
+        why = f"; {len(failed)} FAIL, e.g. {sorted(reasons)[0]}" if failed else ""
+        raise ConfigError(
+            f"study {args.study_name} has no COMPLETE trial yet{why}; nothing to export"
+        )
+    if len(ranked) < args.top:
+        print(f"only {len(ranked)} COMPLETE trial(s): writing {len(ranked)} of --top {args.top}")
     documents = [
         export_document(study, trial, rank, metric)
         for rank, trial in enumerate(ranked[: args.top], 1)
