@@ -168,3 +168,11 @@ class Spectune:
         process = self.start(*args, env=env)
         process.finish(timeout)
         return process
+
+    def create_smoke_study(self, storage_url: str, name: str, *args: str) -> None:
+        """``spectune study create`` of a smoke-objective study; fails the test if it fails."""
+        process = self.run(
+            "study", "create", "--study-name", name, "--dataset", "toy",
+            "--objective", "smoke", "--storage", storage_url, *args,
+        )  # fmt: skip
+        assert process.popen.returncode == 0, process.output

@@ -21,22 +21,7 @@ pytestmark = [
 
 
 def create(spectune: Spectune, backend: Backend, name: str, *args: str) -> None:
-    process = spectune.run(
-        "study",
-        "create",
-        "--study-name",
-        name,
-        "--dataset",
-        "toy",
-        "--objective",
-        "smoke",
-        "--storage",
-        backend.url,
-        "--pruner",
-        "none",
-        *args,
-    )
-    assert process.popen.returncode == 0, process.output
+    spectune.create_smoke_study(backend.url, name, "--pruner", "none", *args)
 
 
 def trials(backend: Backend, name: str) -> list[FrozenTrial]:

@@ -16,20 +16,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalW
 
 
 def create(spectune: Spectune, backend: Backend, name: str, *args: str) -> None:
-    process = spectune.run(
-        "study",
-        "create",
-        "--study-name",
-        name,
-        "--dataset",
-        "toy",
-        "--objective",
-        "smoke",
-        "--storage",
-        backend.url,
-        *args,
-    )
-    assert process.popen.returncode == 0, process.output
+    spectune.create_smoke_study(backend.url, name, *args)
 
 
 def trials(backend: Backend, name: str) -> list[FrozenTrial]:
