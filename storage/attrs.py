@@ -25,3 +25,5 @@ CONFIG = "config"  # the resolved RunConfig, as a dict
 RESULT = "result"  # the trainer's result: best epoch, valid metrics, timings, history
 TEST_METRICS = "test_metrics"  # of the best validation epoch; never the objective value
 CHECKPOINT = "checkpoint"  # path of the trial's checkpoint
+# mean training seconds per epoch so far, updated each epoch (pruned trials have a cost too)
+EPOCH_SECONDS = "seconds_per_epoch"

@@ -67,10 +67,13 @@ def run_trial(
     prepared = data.get(config)
     trial.set_user_attr(attrs.CONFIG, config.to_dict())
     metric = spec.metric
+    train_seconds: list[float] = []
     with progress.epochs(config.train.epochs, trial.number) as bar:
 
         def report(epoch: EpochResult) -> bool:
             value = epoch.valid[metric]
+            train_seconds.append(epoch.train_seconds)
+            trial.set_user_attr(attrs.EPOCH_SECONDS, sum(train_seconds) / len(train_seconds))
             trial.report(value, epoch.epoch)
             bar.advance(value)
             if trial.should_prune():
