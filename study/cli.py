@@ -12,9 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from spectune.dashboards.errors import ReportError
 from spectune.datasets.errors import DataError
 from spectune.storage.errors import StorageError
 from spectune.study import settings
+from spectune.study.dashboard_cli import add_dashboard_parsers
 from spectune.study.results_cli import add_results_parsers
 from spectune.study.service_cli import add_service_parsers
 from spectune.study.typed import ConfigError
@@ -26,6 +28,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     DataError,
     FileNotFoundError,
+    ReportError,
     StorageError,
 )
 
@@ -145,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_service_parsers(commands)
     add_results_parsers(commands)
+    add_dashboard_parsers(commands)
     return parser
 
 
@@ -154,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
+    # PNG export drives a browser through kaleido, which logs every tab at INFO.
+    for chatty in ("kaleido", "choreographer"):
+        logging.getLogger(chatty).setLevel(max(level, logging.WARNING))
     try:
         return int(args.handler(args))
     except USER_ERRORS as error:
