@@ -26,25 +26,37 @@ lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy study datasets storage dashboards
 
 # The main job: a small search on ml-100k with the embedded journal storage (no server):
-# 2 workers, per-epoch pruning, then the best config exported. Running it again finds the
-# budget spent and starts no trial; `make demo-clean` starts over.
+# 2 workers, per-epoch pruning, the best config exported; then an ablation of that config
+# (each DAMPS component off, vanilla MGCN; DEMO_SEEDS seeds each) and both studies' reports.
+# Running it again finds the budgets spent and starts no trial; `make demo-clean` starts over.
 DEMO_STORAGE := runs/demo/demo.journal
-DEMO_TRIALS ?= 8
-DEMO_EPOCHS ?= 6
+DEMO_TRIALS ?= 20
+DEMO_EPOCHS ?= 5
+DEMO_SEEDS ?= 2
+DEMO_WORKER := OMP_NUM_THREADS=1 $(BIN)/spectune worker --storage $(DEMO_STORAGE) -g cpu --no-progress
 demo: install
 	$(BIN)/spectune study create --study-name demo --dataset ml-100k --data-root $(DATA_ROOT) \
 		--storage $(DEMO_STORAGE) --n-trials $(DEMO_TRIALS) --epochs $(DEMO_EPOCHS) \
-		--search-space study/demo_space.yaml --pruner median --pruner-startup-trials 2 \
-		--sampler-startup-trials 4
+		--search-space study/demo_space.yaml --pruner median --pruner-startup-trials 4 \
+		--sampler-startup-trials 6
 	# one thread each: the two workers share this machine's cores
-	for i in 1 2; do OMP_NUM_THREADS=1 $(BIN)/spectune worker --study-name demo \
-		--storage $(DEMO_STORAGE) -g cpu --no-progress & done; wait
+	for i in 1 2; do $(DEMO_WORKER) --study-name demo & done; wait
 	$(BIN)/spectune study status --study-name demo --storage $(DEMO_STORAGE)
 	$(BIN)/spectune export --study-name demo --storage $(DEMO_STORAGE) --top 3 --out runs/demo/best.yaml
-	@echo "results: runs/demo/ (best.yaml, study journal); checkpoints: runs/artifacts/demo/"
+	$(BIN)/spectune ablate --study-name demo-ablation --from demo --storage $(DEMO_STORAGE) \
+		--seeds $(DEMO_SEEDS) --variants no_apc,no_avrf,no_imcf,vanilla_mgcn
+	for i in 1 2; do $(DEMO_WORKER) --study-name demo-ablation & done; wait
+	# a demo-sized search: rank importance from 6 COMPLETE trials (the default asks for 10)
+	$(BIN)/spectune report --study-name demo --storage $(DEMO_STORAGE) --out runs/demo/report \
+		--min-trials 6
+	$(BIN)/spectune report --study-name demo-ablation --storage $(DEMO_STORAGE) \
+		--out runs/demo/ablation-report
+	@echo "results: runs/demo/ (best.yaml, report/index.html, ablation-report/index.html)"
+	@echo "checkpoints: runs/artifacts/; watch the studies in the browser with:"
+	@echo "  $(BIN)/spectune dashboard --storage $(DEMO_STORAGE)   # http://127.0.0.1:8080/dashboard/"
 
 demo-clean:
-	rm -rf runs/demo runs/artifacts/demo
+	rm -rf runs/demo runs/artifacts/demo runs/artifacts/demo-ablation
 
 bench: install
 	$(BIN)/python benchmarks/train.py
