@@ -11,7 +11,7 @@ $(BIN)/spectune: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first: this pinned CPU build is on disk here; an unpinned torch pulls CUDA wheels.
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,encoders]"
 	touch $(BIN)/spectune
 
 install: $(BIN)/spectune
