@@ -7,6 +7,8 @@ through spectune refuses an uninitialised or outdated Postgres schema and a miss
 
 from __future__ import annotations
 
+import socket
+
 import optuna
 from optuna.storages import BaseStorage
 
@@ -28,6 +30,17 @@ def version_warnings(storage: BaseStorage) -> list[str]:
                 f"runs Optuna {running}: install the workers' version here"
             )
     return found
+
+
+def check_port(host: str, port: int) -> None:
+    """OSError when ``host:port`` cannot be listened on (taken, or no such address here).
+
+    Checked before anything is printed: Bottle announces "Listening on ..." before it binds.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as Bottle's WSGIRefServer
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as http.server does
+        probe.bind((host, port))
 
 
 def serve(storage: BaseStorage, host: str, port: int) -> None:

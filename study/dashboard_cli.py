@@ -63,9 +63,7 @@ def add_dashboard_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
-    import optuna_dashboard
-
-    from spectune.dashboards.server import LOOPBACK, serve, version_warnings
+    from spectune.dashboards.server import LOOPBACK, check_port, serve, version_warnings
 
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be in 1..65535, got {args.port}")
@@ -78,6 +76,10 @@ def run_dashboard(args: argparse.Namespace) -> int:
         storage = open_existing_study(target, options, args.study_name)
     else:
         storage = open_storage(target, options)
+    try:
+        check_port(args.host, args.port)
+    except OSError as error:
+        raise _listen_error(args, error) from error
     for warning in version_warnings(storage):
         print(f"spectune dashboard: warning: {warning}", file=sys.stderr)
     if args.host not in LOOPBACK:
@@ -86,7 +88,10 @@ def run_dashboard(args: argparse.Namespace) -> int:
             "login, anyone who reaches this port can read the studies and edit notes",
             file=sys.stderr,
         )
-    url = f"http://{args.host}:{args.port}/dashboard/"
+    import optuna_dashboard  # after the checks: it takes seconds to import
+
+    shown = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address
+    url = f"http://{shown}:{args.port}/dashboard/"
     print(
         f"optuna-dashboard {optuna_dashboard.__version__} on {target.masked}: open {url} "
         "(Ctrl-C stops it)",
@@ -94,12 +99,16 @@ def run_dashboard(args: argparse.Namespace) -> int:
     )
     try:
         serve(storage, args.host, args.port)
-    except OSError as error:
-        raise ConfigError(
-            f"cannot listen on {args.host}:{args.port} ({error.strerror or error}); "
-            "pass another --port"
-        ) from error
+    except OSError as error:  # taken since check_port
+        raise _listen_error(args, error) from error
     return 0
+
+
+def _listen_error(args: argparse.Namespace, error: OSError) -> ConfigError:
+    return ConfigError(
+        f"cannot listen on {args.host}:{args.port} ({error.strerror or error}); pass another "
+        "--port, or a --host of this machine"
+    )
 
 
 def run_report(args: argparse.Namespace) -> int:
