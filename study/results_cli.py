@@ -9,7 +9,12 @@ from optuna.trial import TrialState
 
 from spectune.storage import attrs
 from spectune.storage.factory import load_study, open_existing_study, open_storage, study_lock
-from spectune.study.service_cli import _add_storage_arguments, resolve_target, storage_options
+from spectune.study.service_cli import (
+    _add_storage_arguments,
+    _quiet_optuna,
+    resolve_target,
+    storage_options,
+)
 from spectune.study.spec import (
     LivenessSpec,
     PrunerSpec,
@@ -96,6 +101,7 @@ def run_ablate(args: argparse.Namespace) -> int:
     from spectune.study.config import build_config
     from spectune.study.export import ranked_trials
 
+    _quiet_optuna()
     options = storage_options(args)
     source_target = resolve_target(args.from_storage or args.storage, args.source)
     source = load_study(open_existing_study(source_target, options, args.source), args.source)
