@@ -29,12 +29,21 @@ lint: install
 # 2 workers, per-epoch pruning, the best config exported; then an ablation of that config
 # (each DAMPS component off, vanilla MGCN; DEMO_SEEDS seeds each) and both studies' reports.
 # Running it again finds the budgets spent and starts no trial; `make demo-clean` starts over.
-DEMO_STORAGE := runs/demo/demo.journal
+DEMO_DIR ?= runs/demo
+DEMO_STORAGE := $(DEMO_DIR)/demo.journal
 DEMO_TRIALS ?= 20
 DEMO_EPOCHS ?= 5
 DEMO_SEEDS ?= 2
+# A fresh machine has no prepared ml-100k: build it first with the MovieLens preset (under a
+# minute, a few with posters; the ratings come from the recbole wheel on PyPI). With
+# SPECTUNE_POSTERS naming a folder of <MovieID>.jpg posters (and SPECTUNE_MOVIES its movies.dat,
+# by default found beside it as in the poster repository) the second modality is image;
+# otherwise it is the RecBole knowledge graph.
+DEMO_DATA := $(DATA_ROOT)/ml-100k/ml-100k.inter
+SPECTUNE_MOVIES ?= $(firstword $(wildcard $(SPECTUNE_POSTERS)/../MovieData/movies.dat $(SPECTUNE_POSTERS)/../movies.dat))
+DEMO_BUILD_ARGS := $(if $(SPECTUNE_POSTERS),--posters $(SPECTUNE_POSTERS) $(if $(SPECTUNE_MOVIES),--movies $(SPECTUNE_MOVIES)))
 DEMO_WORKER := OMP_NUM_THREADS=1 $(BIN)/spectune worker --storage $(DEMO_STORAGE) -g cpu --no-progress
-demo: install
+demo: install $(DEMO_DATA)
 	$(BIN)/spectune study create --study-name demo --dataset ml-100k --data-root $(DATA_ROOT) \
 		--storage $(DEMO_STORAGE) --n-trials $(DEMO_TRIALS) --epochs $(DEMO_EPOCHS) \
 		--search-space study/demo_space.yaml --pruner median --pruner-startup-trials 4 \
@@ -42,21 +51,24 @@ demo: install
 	# one thread each: the two workers share this machine's cores
 	for i in 1 2; do $(DEMO_WORKER) --study-name demo & done; wait
 	$(BIN)/spectune study status --study-name demo --storage $(DEMO_STORAGE)
-	$(BIN)/spectune export --study-name demo --storage $(DEMO_STORAGE) --top 3 --out runs/demo/best.yaml
+	$(BIN)/spectune export --study-name demo --storage $(DEMO_STORAGE) --top 3 --out $(DEMO_DIR)/best.yaml
 	$(BIN)/spectune ablate --study-name demo-ablation --from demo --storage $(DEMO_STORAGE) \
 		--seeds $(DEMO_SEEDS) --variants no_apc,no_avrf,no_imcf,vanilla_mgcn
 	for i in 1 2; do $(DEMO_WORKER) --study-name demo-ablation & done; wait
 	# a demo-sized search: rank importance from 6 COMPLETE trials (the default asks for 10)
-	$(BIN)/spectune report --study-name demo --storage $(DEMO_STORAGE) --out runs/demo/report \
+	$(BIN)/spectune report --study-name demo --storage $(DEMO_STORAGE) --out $(DEMO_DIR)/report \
 		--min-trials 6
 	$(BIN)/spectune report --study-name demo-ablation --storage $(DEMO_STORAGE) \
-		--out runs/demo/ablation-report
-	@echo "results: runs/demo/ (best.yaml, report/index.html, ablation-report/index.html)"
+		--out $(DEMO_DIR)/ablation-report
+	@echo "results: $(DEMO_DIR)/ (best.yaml, report/index.html, ablation-report/index.html)"
 	@echo "checkpoints: runs/artifacts/; watch the studies in the browser with:"
 	@echo "  $(BIN)/spectune dashboard --storage $(DEMO_STORAGE)   # http://127.0.0.1:8080/dashboard/"
 
+$(DEMO_DATA): | $(BIN)/spectune
+	$(BIN)/spectune data build movielens-100k $(DEMO_BUILD_ARGS) --out $(DATA_ROOT)/ml-100k
+
 demo-clean:
-	rm -rf runs/demo runs/artifacts/demo runs/artifacts/demo-ablation
+	rm -rf $(DEMO_DIR) runs/artifacts/demo runs/artifacts/demo-ablation
 
 bench: install
 	$(BIN)/python benchmarks/train.py

@@ -17,6 +17,7 @@ from spectune.datasets.errors import DataError
 from spectune.storage.errors import StorageError
 from spectune.study import settings
 from spectune.study.dashboard_cli import add_dashboard_parsers
+from spectune.study.data_cli import add_data_parsers
 from spectune.study.results_cli import add_results_parsers
 from spectune.study.service_cli import add_service_parsers
 from spectune.study.typed import ConfigError
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_service_parsers(commands)
     add_results_parsers(commands)
     add_dashboard_parsers(commands)
+    add_data_parsers(commands)
     return parser
 
 

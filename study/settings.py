@@ -78,3 +78,12 @@ def artifact_dir(cli_value: str | None) -> Path:
 
     With workers on several machines, point it at a shared filesystem."""
     return Path(cli_value or os.environ.get("SPECTUNE_ARTIFACT_DIR") or "runs/artifacts")
+
+
+def download_cache_dir(cli_value: str | None) -> Path:
+    """Source wheels of the MovieLens presets: --download-cache, else $SPECTUNE_CACHE_DIR/wheels,
+    else ~/.cache/spectune/wheels."""
+    if cli_value:
+        return Path(cli_value)
+    cache = os.environ.get("SPECTUNE_CACHE_DIR")
+    return Path(cache) / "wheels" if cache else Path.home() / ".cache" / "spectune" / "wheels"
