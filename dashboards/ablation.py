@@ -403,7 +403,10 @@ def draw_ablation(report: AblationReport) -> go.Figure:
     title = f"Ablation of {report.study_name}"
     if report.message is not None:
         return message_figure(title, report.message)
-    figure = make_subplots(rows=1, cols=len(report.metrics), subplot_titles=report.metrics)
+    # wide gaps: the second panel's axis title must not sit on the first panel's bars
+    figure = make_subplots(
+        rows=1, cols=len(report.metrics), subplot_titles=report.metrics, horizontal_spacing=0.12
+    )
     labels = [_tick_label(row) for row in report.rows]
     for col, metric in enumerate(report.metrics, start=1):
         for split in SPLITS:
@@ -429,13 +432,21 @@ def draw_ablation(report: AblationReport) -> go.Figure:
         full_test = _full_test_mean(report, metric)
         if full_test is not None:
             figure.add_hline(
-                y=full_test,
-                line_dash="dash",
-                line_color=_SPLIT_COLOURS["test"],
-                annotation_text=f"{FULL}, test",
-                row=1,
-                col=col,
+                y=full_test, line_dash="dash", line_color=_SPLIT_COLOURS["test"], row=1, col=col
             )
+    if any(_full_test_mean(report, metric) is not None for metric in report.metrics):
+        # the dashed reference is named in the legend: a label on the line covers the bars
+        figure.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="lines",
+                line={"dash": "dash", "color": _SPLIT_COLOURS["test"]},
+                name=f"{FULL}, test mean",
+            ),
+            row=1,
+            col=1,
+        )
     figure.update_layout(barmode="group")
     metrics = ", ".join(report.metrics)
     return styled(figure, f"{title}: {metrics}, mean ± 95 % CI over seeds")

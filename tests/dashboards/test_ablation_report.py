@@ -342,10 +342,11 @@ def test_csv_round_trips_the_numbers(mixed: AblationReport) -> None:
 
 def test_figure_bars_error_bars_and_labels(mixed: AblationReport) -> None:
     figure = draw_ablation(mixed)
-    assert len(figure.data) == 4  # (valid, test) x 2 metrics
-    assert [trace.name for trace in figure.data] == ["valid", "test", "valid", "test"]
+    bars = [trace for trace in figure.data if trace.type == "bar"]
+    assert len(bars) == 4  # (valid, test) x 2 metrics
+    assert [trace.name for trace in bars] == ["valid", "test", "valid", "test"]
     labels = ["full (n=3)", "no_apc (n=3)", "no_avrf (n=1)", "no_imcf (n=0)"]
-    for trace in figure.data:
+    for trace in bars:
         assert list(trace.x) == labels
     test_recall = figure.data[1]
     assert list(test_recall.y[:2]) == pytest.approx([0.11, 0.09])
@@ -353,12 +354,14 @@ def test_figure_bars_error_bars_and_labels(mixed: AblationReport) -> None:
     assert widths[:2] == pytest.approx([T_975_DF2 * s / math.sqrt(3) for s in (0.02, 0.01)])
     assert math.isnan(widths[2]) and math.isnan(widths[3])
     for trace, (split, metric) in zip(
-        figure.data, [(s, m) for m in mixed.metrics for s in ("valid", "test")]
+        bars, [(s, m) for m in mixed.metrics for s in ("valid", "test")]
     ):
         expected = [row.stat(split, metric).summary.half_width for row in mixed.rows]
         assert list(trace.error_y.array) == pytest.approx(expected, nan_ok=True)
     dashed = [shape for shape in figure.layout.shapes if shape.line.dash == "dash"]
     assert [shape.y0 for shape in dashed] == pytest.approx([0.11, 0.05])  # full's test means
+    (reference,) = [trace for trace in figure.data if trace.type == "scatter"]
+    assert reference.name == "full, test mean" and reference.line.dash == "dash"
     assert "mean ± 95 % CI over seeds" in figure.layout.title.text
     assert "recall@20" in figure.layout.title.text
     titles = [note.text for note in figure.layout.annotations]

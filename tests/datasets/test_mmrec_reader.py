@@ -198,7 +198,7 @@ def test_dataset_name_must_be_a_plain_directory_name(name: str, tmp_path: Path) 
 
 def require(path: Path) -> Path:
     if not path.is_dir():
-        pytest.skip(f"{path} is absent (the shared real datasets sit beside the repository in CI)")
+        pytest.fail(f"{path} is absent: these tests read the real datasets beside the repository")
     return path
 
 
