@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import plotly.graph_objects as go
 
 TEMPLATE = "plotly_white"
@@ -26,15 +28,21 @@ def styled(figure: go.Figure, title: str, *, height: int = HEIGHT) -> go.Figure:
     return figure
 
 
+def wrapped(text: str, width: int = 70) -> str:
+    """``text`` broken into lines for a plotly annotation, which never wraps by itself."""
+    return "<br>".join(textwrap.wrap(text, width)) or text
+
+
 def message_figure(title: str, message: str) -> go.Figure:
     """A figure that says why it is empty ("not enough trials (3 of 10)") instead of drawing."""
     figure = go.Figure()
     figure.add_annotation(
-        text=message,
+        text=wrapped(message),
         x=0.5,
         y=0.5,
         xref="paper",
         yref="paper",
+        xanchor="center",
         showarrow=False,
         font={"size": 18},
     )

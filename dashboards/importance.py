@@ -17,7 +17,7 @@ import optuna
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from spectune.dashboards.canvas import HEIGHT, styled
+from spectune.dashboards.canvas import HEIGHT, styled, wrapped
 from spectune.dashboards.params import complete_params
 from spectune.dashboards.trials import TrialTable
 from spectune.study.typed import ConfigError
@@ -111,12 +111,15 @@ def draw_importance(objective: Importance, cost: Importance) -> go.Figure:
     )
     for column, panel in enumerate(panels, start=1):
         if panel.message:
+            # Centred on its panel: plotly's "auto" anchor would pull it left or right.
+            left, right = figure.get_subplot(1, column).xaxis.domain
             figure.add_annotation(
-                text=panel.message,
-                x=0.5,
+                text=wrapped(panel.message, 40),
+                x=(left + right) / 2,
                 y=0.5,
-                xref=f"x{column} domain" if column > 1 else "x domain",
-                yref=f"y{column} domain" if column > 1 else "y domain",
+                xref="paper",
+                yref="paper",
+                xanchor="center",
                 showarrow=False,
                 font={"size": 16},
             )

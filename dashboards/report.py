@@ -61,6 +61,7 @@ class Report:
     summary: str  # Markdown: counts, best trial, importance and ablation tables
     figures: list[NamedFigure]
     tables: dict[str, str] = field(default_factory=dict)  # file name -> contents
+    warnings: list[str] = field(default_factory=list)  # things to fix, printed by the command
 
 
 def build_report(
@@ -106,11 +107,14 @@ def build_report(
                 False,
             )
         )
+    warnings: list[str] = []
     if objective in ("mgcn", "ablation"):
-        figures.append(
-            NamedFigure("spectrum", "DAMPS spectrum", draw_spectrum(best_spectrum(table)), True)
-        )
-    return Report(table.study_name, "\n\n".join(sections) + "\n", figures, tables)
+        spectrum = best_spectrum(table)
+        figures.append(NamedFigure("spectrum", "DAMPS spectrum", draw_spectrum(spectrum), True))
+        if spectrum.problem and spectrum.message:
+            warnings.append(spectrum.message)
+    summary = "\n\n".join(sections) + "\n"
+    return Report(table.study_name, summary, figures, tables, warnings)
 
 
 def trials_csv(table: TrialTable) -> str:
@@ -184,16 +188,33 @@ def write_report(report: Report, out: Path, png: bool = True) -> list[Path]:
         raise ReportError(
             f"{out} exists and is not a spectune report (no {MARKER} in it); choose another --out"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.new-"))
+    except OSError as error:
+        raise _unwritable(out, error) from error
     staging.chmod(0o755)  # mkdtemp's 0700 would hide the report from a web server or colleague
     try:
         _write_files(report, staging, png)
         _swap_in(staging, out)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _unwritable(out, error) from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return sorted(path for path in out.rglob("*") if path.is_file())
+
+
+def _unwritable(out: Path, error: OSError) -> ReportError:
+    # The report is staged beside --out and renamed into place, so --out itself must be
+    # replaceable: a mount point or a folder in a read-only parent is not.
+    where = f" ({error.filename})" if error.filename else ""
+    return ReportError(
+        f"cannot write the report to {out}: {error.strerror or error}{where}; the report is "
+        f"written beside it in {out.parent} and renamed into place, so choose an --out whose "
+        "parent folder is writable (not a mount point itself)"
+    )
 
 
 def _write_files(report: Report, folder: Path, png: bool) -> None:

@@ -69,6 +69,9 @@ class SpectrumData:
     checkpoint: str | None = None
     note: str | None = None
     message: str | None = None
+    # The message reports something to fix (a checkpoint missing or unreadable), not a study
+    # that has nothing to show yet: `spectune report` also prints it as a warning.
+    problem: bool = False
 
 
 # ---------------------------------------------------------------------------------- compute
@@ -80,6 +83,7 @@ def spectrum_from_checkpoint(path: Path, trial_number: int) -> SpectrumData:
         return SpectrumData(
             trial_number,
             checkpoint=str(path),
+            problem=True,
             message=(
                 f"checkpoint of trial {trial_number} not found: {path}. Checkpoints are written "
                 "on the machine of the worker that ran the trial; set SPECTUNE_ARTIFACT_DIR to "
@@ -105,6 +109,7 @@ def spectrum_from_checkpoint(path: Path, trial_number: int) -> SpectrumData:
         return SpectrumData(
             trial_number,
             checkpoint=str(path),
+            problem=True,
             message=f"cannot read checkpoint {path.name} of trial {trial_number}: {_reason(error)}",
         )
 
@@ -257,7 +262,9 @@ def best_spectrum(table: TrialTable) -> SpectrumData:
         )
     if not chosen.checkpoint:
         return SpectrumData(
-            chosen.number, message=f"trial {chosen.number} has no checkpoint path recorded"
+            chosen.number,
+            problem=True,
+            message=f"trial {chosen.number} has no checkpoint path recorded",
         )
     data = spectrum_from_checkpoint(Path(chosen.checkpoint), chosen.number)
     if data.note:

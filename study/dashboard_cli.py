@@ -129,6 +129,8 @@ def run_report(args: argparse.Namespace) -> int:
     report = build_report(trial_table(study), args.evaluator, args.min_trials)
     written = write_report(report, out, png=not args.no_png)
     print(f"wrote {len(written)} files to {out}: open {out / 'index.html'}")
+    for warning in report.warnings:
+        print(f"spectune report: warning: {warning}", file=sys.stderr)
     if not args.no_publish:
         ids = publish(study, report, str(out.resolve()))
         print(

@@ -66,7 +66,15 @@ def write_yaml(path: Path, document: dict[str, Any]) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             yaml.safe_dump(document, stream, sort_keys=False)
+        # mkstemp creates 0600; an exported config is meant for colleagues and other containers.
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current

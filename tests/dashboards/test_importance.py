@@ -107,9 +107,14 @@ def test_below_the_threshold_it_says_not_enough_trials() -> None:
         assert result.ranking == ()
         assert result.message == "not enough trials (3 of 10)"
     figure = draw_importance(param_importance(table, "objective"), param_importance(table, "cost"))
-    texts = [annotation.text for annotation in figure.layout.annotations]
-    assert texts.count("not enough trials (3 of 10)") == 2
+    messages = [a for a in figure.layout.annotations if a.text == "not enough trials (3 of 10)"]
+    assert len(messages) == 2
     assert len(figure.data) == 0  # no equal bars drawn
+    # each message centred on its own panel (the cost one once landed under the objective's)
+    for message, column in zip(messages, (1, 2)):
+        left, right = figure.get_subplot(1, column).xaxis.domain
+        assert (message.xref, message.xanchor) == ("paper", "center")
+        assert message.x == pytest.approx((left + right) / 2)
 
 
 def test_cost_reads_pruned_trials_and_training_seconds() -> None:

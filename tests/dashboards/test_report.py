@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 from pathlib import Path
 
@@ -159,6 +160,38 @@ def test_a_failed_write_leaves_the_previous_report(
         write_report(build_report(trial_table(search_study(3))), out, png=True)
     assert (out / "summary.md").read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+def test_an_out_that_cannot_be_created_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(ReportError, match=r"cannot write the report to .*a-file/r: "):
+        write_report(build_report(trial_table(search_study(1))), tmp_path / "a-file" / "r")
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
+
+
+def test_an_out_that_cannot_be_replaced_keeps_the_old_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "r"
+    write_report(build_report(trial_table(search_study(1))), out, png=False)
+    before = (out / "summary.md").read_text()
+
+    def mount_point(staging: Path, out: Path) -> None:
+        raise OSError(errno.EBUSY, "Device or resource busy", str(out))
+
+    monkeypatch.setattr(report_module, "_swap_in", mount_point)
+    with pytest.raises(ReportError, match=r"Device or resource busy .*not a mount point"):
+        write_report(build_report(trial_table(search_study(3))), out, png=False)
+    assert (out / "summary.md").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+def test_a_spectrum_that_cannot_be_drawn_is_a_warning_an_empty_study_is_not() -> None:
+    # search_study's trials train DAMPS but record no checkpoint path
+    assert build_report(trial_table(search_study(3))).warnings == [
+        "trial 4 has no checkpoint path recorded"
+    ]
+    assert build_report(trial_table(search_study(0))).warnings == []
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_report(tmp_path: Path) -> None:

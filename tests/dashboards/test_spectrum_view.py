@@ -359,3 +359,14 @@ def test_message_figure_when_there_is_nothing_to_draw() -> None:
     figure = draw_spectrum(SpectrumData(message="no COMPLETE trial yet"))
     assert len(figure.data) == 0
     assert [a.text for a in figure.layout.annotations] == ["no COMPLETE trial yet"]
+
+
+def test_a_long_message_is_wrapped_to_fit_the_figure() -> None:
+    message = (
+        "checkpoint of trial 13 not found: /runs/artifacts/demo/trial-13/model.pt. Checkpoints "
+        "are written on the machine of the worker that ran the trial"
+    )
+    figure = draw_spectrum(SpectrumData(message=message, problem=True))
+    lines = figure.layout.annotations[0].text.split("<br>")
+    assert len(lines) == 3 and max(len(line) for line in lines) <= 70
+    assert " ".join(lines) == message
