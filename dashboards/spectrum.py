@@ -328,7 +328,10 @@ def draw_spectrum(data: SpectrumData) -> go.Figure:
     figure.update_yaxes(title_text="phase rotation (rad)", row=2, col=1)
     figure.update_xaxes(title_text=f"frequency bin f (F = {data.n_bins})", row=2, col=1)
     figure.update_xaxes(range=[-0.5, data.n_bins - 0.5])
-    return styled(figure, _title(data), height=640)
+    figure = styled(figure, _title(data), height=640)
+    # room for the title's subtitle lines above the plot: one more when there is a note
+    figure.update_layout(margin={"t": 130 if data.note else 110})
+    return figure
 
 
 def _draw_bands(figure: go.Figure, data: SpectrumData) -> None:
