@@ -14,12 +14,23 @@ class StudyNotFound(StorageError):
 class StudyMismatch(StorageError):
     """A setting differs from the one stored with the study; the message names the field."""
 
-    def __init__(self, field: str, stored: object, requested: object, hint: str = "") -> None:
+    def __init__(
+        self,
+        field: str,
+        stored: object,
+        requested: object,
+        hint: str = "",
+        *,
+        message: str | None = None,
+    ) -> None:
+        """``message`` replaces the generic one where the values say too little on their own."""
         self.field = field
         self.stored = stored
         self.requested = requested
-        message = (
-            f"{field} differs from the study: stored {stored!r}, requested {requested!r}; "
-            f"use the stored value or create a new study"
-        )
-        super().__init__(f"{message} ({hint})" if hint else message)
+        if message is None:
+            message = (
+                f"{field} differs from the study: stored {stored!r}, requested {requested!r}; "
+                f"use the stored value or create a new study"
+            )
+            message = f"{message} ({hint})" if hint else message
+        super().__init__(message)

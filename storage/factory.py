@@ -7,12 +7,14 @@ workers starting together cannot race on table creation (Optuna #1092, #4621).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
@@ -41,6 +43,8 @@ T = TypeVar("T")
 _cache: dict[tuple[StorageTarget, StorageOptions], BaseStorage] = {}
 _cache_lock = threading.Lock()
 _INIT_LOCK_KEY = 0x5E7C_0001  # pg_advisory_lock key serialising concurrent `storage init`s
+# A journal's first line is one small entry (the first study's creation): read no more than this.
+_FIRST_LINE_LIMIT = 1 << 20
 
 
 def open_storage(
@@ -70,9 +74,41 @@ def build_storage(
                     f"no journal file {path}; create a study there with `spectune study create`"
                 )
             path.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            check_journal(path)
         lock = JournalAppendLock(path.with_name(path.name + ".append.lock"))
         return JournalStorage(JournalFileBackend(str(path), lock_obj=lock))
     return _connect(target, options, lambda: _postgres_storage(target, options))
+
+
+def check_journal(path: Path) -> None:
+    """Refuse a file that is not an Optuna journal, before anything reads or appends to it.
+
+    Optuna takes a bad last line for a half-written entry and skips it, so such a file reads
+    as empty; once a study is appended behind it, every read fails with a JSONDecodeError.
+    Only the first line is read: an empty file is a new journal.
+    """
+    try:
+        with path.open("rb") as stream:
+            line = stream.readline(_FIRST_LINE_LIMIT)
+    except OSError as error:
+        raise StorageError(f"cannot read journal file {path}: {error.strerror or error}") from error
+    if line and not _is_log_entry(line):
+        raise StorageError(
+            f"{path} is not an Optuna journal file (line 1 is not a JSON log entry); give "
+            "--storage a journal made by spectune, or the path of a new file"
+        )
+
+
+def _is_log_entry(line: bytes) -> bool:
+    if not line.endswith(b"\n"):
+        # another process may be appending the first entry right now: judge its start only
+        return line.startswith(b'{"op_code"')
+    try:
+        entry = json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8
+        return False
+    return isinstance(entry, dict) and "op_code" in entry
 
 
 def open_existing_study(

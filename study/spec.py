@@ -183,11 +183,44 @@ def flatten(spec: StudySpec) -> dict[str, Any]:
 
 def first_difference(stored: StudySpec, requested: StudySpec) -> StudyMismatch | None:
     """The first field where two specs differ (versions and data root aside), or None."""
+    # n_trials, epochs and metric follow from an ablation plan: name the plan, not what it implies
+    old_plan, new_plan = stored.ablation, requested.ablation
+    if old_plan is not None and new_plan is not None and old_plan != new_plan:
+        return _plan_difference(stored.study_name, old_plan, new_plan)
     old, new = flatten(stored), flatten(requested)
     for key in old:
         if old[key] != new.get(key):
             return StudyMismatch(key, old[key], new.get(key))
     return None
+
+
+def _plan_difference(
+    study_name: str, stored: Mapping[str, Any], requested: Mapping[str, Any]
+) -> StudyMismatch:
+    # The plan's layout is AblationPlan.to_dict()'s: ablation.py imports the model stack.
+    old, new = _plan_shape(stored), _plan_shape(requested)
+    if old == new:
+        changed = "base config" if stored["base"] != requested["base"] else "variant settings"
+        shown = f"{old}, requested the same with another {changed}"
+    else:
+        shown = f"{old}, requested {new}"
+    return StudyMismatch(
+        "ablation",
+        stored,
+        requested,
+        message=f"ablation plan differs from study {study_name}: stored {shown}; use another "
+        "--study-name",
+    )
+
+
+def _plan_shape(plan: Mapping[str, Any]) -> str:
+    return f"{_counted(list(plan['variants']), 'variant')} x {_counted(plan['seeds'], 'seed')}"
+
+
+def _counted(items: list[Any], noun: str) -> str:
+    """``2 seeds (7, 8)``."""
+    plural = "" if len(items) == 1 else "s"
+    return f"{len(items)} {noun}{plural} ({', '.join(str(item) for item in items)})"
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,21 @@ def test_a_missing_journal_file_is_refused(spectune: Spectune, tmp_path: Path) -
     assert not journal.exists()  # a dashboard never creates a storage
 
 
+def test_a_file_that_is_not_a_journal_is_refused(spectune: Spectune, tmp_path: Path) -> None:
+    journal = tmp_path / "bad.journal"
+    journal.write_text("garbage\n")  # Optuna alone reads it as an empty journal: an empty page
+    for study in ((), ("--study-name", "x")):
+        process = spectune.run(
+            "dashboard", "--storage", str(journal), *study, "--port", str(free_port())
+        )
+        assert refusal(process) == (
+            f"spectune dashboard: error: {journal} is not an Optuna journal file (line 1 is not "
+            "a JSON log entry); give --storage a journal made by spectune, or the path of a new "
+            "file"
+        )
+    assert journal.read_text() == "garbage\n"
+
+
 def test_without_storage_or_study_name_it_is_refused(spectune: Spectune) -> None:
     process = spectune.run("dashboard", "--port", str(free_port()))
     assert "give --storage (or $SPECTUNE_STORAGE) or --study-name" in refusal(process)

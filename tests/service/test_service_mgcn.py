@@ -12,7 +12,10 @@ import yaml
 from optuna.trial import TrialState
 
 from spectune.datasets.synthetic import TINY, make_synthetic, write_mmrec
-from spectune.storage.testing import Backend, Spectune
+from spectune.storage import attrs
+from spectune.storage.factory import open_storage
+from spectune.storage.testing import FAST_OPTIONS, Backend, Spectune
+from spectune.study.config import build_config
 
 SMALL_SPACE = """
 params:
@@ -58,7 +61,6 @@ def run_workers(spectune: Spectune, backend: Backend, name: str, count: int) -> 
 
 def load(backend: Backend, name: str, spectune: Spectune) -> optuna.Study:
     from spectune.storage.factory import open_existing_study
-    from spectune.storage.testing import FAST_OPTIONS
     from spectune.storage.urls import parse_storage_url
 
     target = parse_storage_url(backend.url)
@@ -144,6 +146,32 @@ def test_ablation_runs_every_variant_and_seed_exactly_once(
         assert config["model"]["use_damps"] == (variant in ("full", "no_apc"))
         assert config["damps"]["apc"] == (variant != "no_apc")
         assert config["model"]["control"] == ("linear" if variant == "linear_control" else "none")
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")
+def test_a_changed_ablation_plan_is_named_and_enqueues_nothing(
+    backend: Backend, spectune: Spectune, study_name: str
+) -> None:
+    # a search with one COMPLETE trial: ablate needs its config, not its training
+    storage = open_storage(backend.target, FAST_OPTIONS, create=True)
+    search = optuna.create_study(storage=storage, study_name=study_name, direction="maximize")
+    trial = search.ask()
+    trial.set_user_attr(attrs.CONFIG, build_config({"dataset": TINY.name}).to_dict())
+    search.tell(trial, 0.25)
+    ablation = f"{study_name}-ablation"
+    ablate = ("ablate", "--study-name", ablation, "--from", study_name, "--storage", backend.url)
+    planned = spectune.run(*ablate, "--seeds", "2", "--variants", "no_apc,no_avrf,no_imcf")
+    assert planned.popen.returncode == 0, planned.output
+
+    changed = spectune.run(*ablate, "--seeds", "3", "--variants", "no_apc")
+    assert changed.popen.returncode == 2, changed.output
+    assert changed.output == (
+        f"spectune ablate: error: ablation plan differs from study {ablation}: stored 4 variants "
+        "(full, no_apc, no_avrf, no_imcf) x 2 seeds (999, 1000), requested 2 variants (full, "
+        "no_apc) x 3 seeds (999, 1000, 1001); use another --study-name"
+    )
+    study = load(backend, ablation, spectune)
+    assert [trial.state for trial in study.get_trials()] == [TrialState.WAITING] * 8
 
 
 def test_create_validates_the_dataset_before_writing_anything(

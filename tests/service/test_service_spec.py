@@ -98,6 +98,27 @@ def test_first_difference_ignores_versions_and_data_root() -> None:
     assert difference is not None and difference.field == "sampler.seed"
 
 
+def test_a_changed_ablation_plan_is_named_not_the_trial_count_it_implies() -> None:
+    plan = {"base": {"dataset": "toy"}, "variants": {"full": {}, "no_apc": {}}, "seeds": [7, 8]}
+    stored = replace(SPEC, objective="ablation", n_trials=4, ablation=plan)
+    fewer = {**plan, "variants": {"full": {}}, "seeds": [7, 8, 9]}
+    difference = first_difference(stored, replace(stored, n_trials=3, ablation=fewer))
+    assert difference is not None and difference.field == "ablation"
+    assert str(difference) == (
+        "ablation plan differs from study demo: stored 2 variants (full, no_apc) x 2 seeds "
+        "(7, 8), requested 1 variant (full) x 3 seeds (7, 8, 9); use another --study-name"
+    )
+    rebased = {**plan, "base": {"dataset": "toy", "train": {"learning_rate": 0.01}}}
+    difference = first_difference(stored, replace(stored, ablation=rebased))
+    assert difference is not None and str(difference) == (
+        "ablation plan differs from study demo: stored 2 variants (full, no_apc) x 2 seeds "
+        "(7, 8), requested the same with another base config; use another --study-name"
+    )
+    # the same plan with another setting: that setting is named, as for any study
+    difference = first_difference(stored, replace(stored, metric="ndcg@20"))
+    assert difference is not None and difference.field == "metric"
+
+
 def test_workers_get_different_seeds() -> None:
     spec = replace(SPEC, sampler=SamplerSpec(name="random"))
     suggestions = []

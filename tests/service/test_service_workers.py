@@ -220,3 +220,31 @@ def test_bad_storage_and_unknown_study_fail_clearly_and_write_nothing(
         assert "Traceback" not in process.output
     assert not (tmp_path / "runs").exists() and not (tmp_path / "gpu-slots").exists()
     assert not (tmp_path / "x.db").exists()
+
+
+def test_a_file_that_is_not_a_journal_is_refused_by_every_command(
+    spectune: Spectune, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("some notes\n")  # one line: Optuna alone would read it as an empty journal
+    storage = ("--storage", str(notes))
+    named = ("--study-name", "x", *storage)
+    commands = {
+        "worker": ("worker", *named, "-g", "cpu"),
+        "study": ("study", "create", *named, "--dataset", "toy", "--objective", "smoke"),
+        "status": ("study", "status", *named),
+        "export": ("export", *named),
+        "report": ("report", *named, "--no-png"),
+        "ablate": ("ablate", "--study-name", "a", "--from", "x", *storage),
+    }
+    started = {name: spectune.start(*args) for name, args in commands.items()}
+    for name, process in started.items():
+        assert process.finish() == 2, (name, process.output)
+        command = "study" if name == "status" else name
+        assert process.output == (
+            f"spectune {command}: error: {notes} is not an Optuna journal file (line 1 is not a "
+            "JSON log entry); give --storage a journal made by spectune, or the path of a new "
+            "file"
+        ), (name, process.output)
+    assert notes.read_text() == "some notes\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -128,3 +129,52 @@ def test_dropped_connections_do_not_fail_storage_calls(
     study.tell(trial, 0.6)
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
     assert study.trials[0].intermediate_values == {0: 0.5, 1: 0.6}
+
+
+NOT_A_JOURNAL = "is not an Optuna journal file (line 1 is not a JSON log entry)"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"some notes\n",  # Optuna skips one bad line as a half-written entry: read as empty
+        b"garbage",  # unterminated, and not the start of an entry
+        b"\x89PNG\r\n\x1a\n\x00\x00",  # not UTF-8
+        b'["op_code", 0]\n',  # JSON, but no log entry
+        b'{"study_name": "x"}\n',
+        b'\n{"op_code":0,"worker_id":"w","study_name":"x","directions":[2]}\n',
+    ],
+    ids=["text", "unterminated", "binary", "json-list", "json-no-op-code", "blank-line-1"],
+)
+def test_a_file_that_is_not_a_journal_is_refused_untouched(
+    tmp_path: Path, study_name: str, content: bytes
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    target = parse_storage_url(str(path))
+    with pytest.raises(StorageError) as caught:
+        build_storage(target, FAST, create=True)  # `study create`: would append a study
+    assert str(caught.value).startswith(f"{path} {NOT_A_JOURNAL}; give --storage a journal")
+    with pytest.raises(StorageError, match=rf"^{re.escape(str(path))} is not an Optuna journal"):
+        open_existing_study(target, FAST, study_name)  # status, worker, export, report...
+    assert path.read_bytes() == content
+    assert sorted(tmp_path.iterdir()) == [path]  # not even the append lock beside it
+
+
+def test_an_empty_file_is_a_new_journal(tmp_path: Path, study_name: str) -> None:
+    path = tmp_path / "new.journal"
+    path.touch()
+    target = parse_storage_url(str(path))
+    with pytest.raises(StudyNotFound, match=rf"no study '{study_name}'"):
+        open_existing_study(target, FAST, study_name)
+    optuna.create_study(storage=build_storage(target, FAST, create=True), study_name=study_name)
+    assert path.read_bytes().startswith(b'{"op_code":0,')
+    storage = build_storage(target, FAST)  # a journal now: it passes the check
+    assert [s.study_name for s in storage.get_all_studies()] == [study_name]
+
+
+def test_a_first_entry_being_written_is_not_refused(tmp_path: Path) -> None:
+    path = tmp_path / "busy.journal"
+    path.write_bytes(b'{"op_code":0,"worker_id":"w","stu')  # another process mid-append
+    storage = build_storage(parse_storage_url(str(path)), FAST)
+    assert storage.get_all_studies() == []  # Optuna skips the unfinished entry
