@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import struct
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -279,16 +280,27 @@ def _image_path(items: ItemTable, row: int) -> Path:
 
 
 def _check_images(paths: Sequence[Path], items: ItemTable, rows: Sequence[int]) -> None:
-    """Open every image's header (cheap) so that a broken file is named with its item's row."""
+    """Decode every image as the encoder will, so that a broken file is named with its row.
+
+    A full decode, not ``verify()``: that reads little more than the header (nothing at all of a
+    JPEG's data), so a truncated file would pass here and fail in the encoder without its row.
+    """
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
     except ImportError as e:
         raise DataError(f"reading images needs Pillow: {INSTALL_HINT} ({e})") from e
     for path, row in zip(paths, rows):
         try:
             with Image.open(path) as image:
-                image.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+                image.convert("RGB")
+        except (
+            OSError,  # UnidentifiedImageError, "image file is truncated", ...
+            ValueError,
+            EOFError,
+            SyntaxError,
+            struct.error,
+            Image.DecompressionBombError,
+        ) as e:
             raise DataError(
                 f"{items.where(row)}: the image of item {items.ids[row]!r}, {path}, "
                 f"cannot be read as an image: {e}"

@@ -5,6 +5,10 @@ popularity, tells whether the feature rows belong to the right items (a shifted 
 table scores like random): per user, profile = mean of the train items' feature rows (centred
 over items, rows L2-normalised); items scored by dot product, train items masked, ties to the
 lower itemID; Recall@20 on the test split, averaged over users with a test item.
+
+The kNN check is skipped on fewer than 2 x 20 = 40 items: the top 20 are then over half of all
+items (and more of a user's unseen ones), so random features score about as high as real ones,
+and "no better than random" would flag sound features.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from spectune.datasets.mmrec import Dataset, Split, load_dataset
 logger = logging.getLogger(__name__)
 
 TOP_K = 20
+MIN_KNN_ITEMS = 2 * TOP_K  # fewer items: Recall@20 cannot tell features from noise
 RANDOM_DIM = 384
 RANDOM_SEED = 0
 _USER_BATCH = 512
@@ -33,9 +38,17 @@ ScoreFunction = Callable[[np.ndarray], np.ndarray]  # user ids -> float [len(use
 class ModalityStats:
     name: str
     dim: int
-    recall: float  # content-only kNN Recall@20 on the test split
     duplicate_rows: int  # items whose feature row equals an earlier item's row
     zero_rows: int
+
+
+@dataclass(frozen=True)
+class KnnRecalls:
+    """Content-only kNN Recall@20 on the test split, and the two baselines."""
+
+    modalities: tuple[tuple[str, float], ...]  # (name, recall) in file order
+    random: float  # the same kNN with seeded N(0, 1) features
+    popularity: float  # items ranked by train interaction count
 
 
 @dataclass(frozen=True)
@@ -47,8 +60,8 @@ class DatasetStats:
     split_sizes: tuple[int, int, int]  # unique (user, item) pairs: train, valid, test
     dropped_eval_users: int
     modalities: tuple[ModalityStats, ...]
-    random_recall: float  # the same kNN with seeded N(0, 1) features
-    popularity_recall: float  # items ranked by train interaction count
+    knn: KnnRecalls | None  # None when skipped
+    knn_skipped: str | None  # why the kNN check was skipped (too few items), else None
     users_evaluated: int
 
     @property
@@ -67,14 +80,12 @@ def check_dataset(folder: Path) -> DatasetStats:
         ModalityStats(
             name=name,
             dim=int(table.shape[1]),
-            recall=knn_recall(table, dataset),
             duplicate_rows=len(table) - len(np.unique(table, axis=0)),
             zero_rows=int(np.count_nonzero(~table.any(axis=1))),
         )
         for name, table in dataset.features.items()
     )
-    noise = np.random.default_rng(RANDOM_SEED).standard_normal((dataset.n_items, RANDOM_DIM))
-    popularity = np.bincount(dataset.train.items, minlength=dataset.n_items).astype(np.float64)
+    skipped = knn_skip_reason(dataset.n_items)
     return DatasetStats(
         name=dataset.name,
         path=folder,
@@ -83,9 +94,31 @@ def check_dataset(folder: Path) -> DatasetStats:
         split_sizes=(len(dataset.train), len(dataset.valid), len(dataset.test)),
         dropped_eval_users=dataset.dropped_eval_users,
         modalities=modalities,
-        random_recall=knn_recall(noise, dataset),
-        popularity_recall=_recall(dataset, lambda users: np.tile(popularity, (len(users), 1))),
+        knn=None if skipped else _knn_recalls(dataset),
+        knn_skipped=skipped,
         users_evaluated=len(np.unique(dataset.test.users)),
+    )
+
+
+def knn_skip_reason(n_items: int) -> str | None:
+    """Why the kNN check says nothing on ``n_items`` items, or None when it is meaningful."""
+    if n_items >= MIN_KNN_ITEMS:
+        return None
+    return (
+        f"{n_items} items, fewer than {MIN_KNN_ITEMS} (2 x {TOP_K}): the top {TOP_K} would "
+        "hold over half of all items, so even random features would score high"
+    )
+
+
+def _knn_recalls(dataset: Dataset) -> KnnRecalls:
+    noise = np.random.default_rng(RANDOM_SEED).standard_normal((dataset.n_items, RANDOM_DIM))
+    popularity = np.bincount(dataset.train.items, minlength=dataset.n_items).astype(np.float64)
+    return KnnRecalls(
+        modalities=tuple(
+            (name, knn_recall(table, dataset)) for name, table in dataset.features.items()
+        ),
+        random=knn_recall(noise, dataset),
+        popularity=_recall(dataset, lambda users: np.tile(popularity, (len(users), 1))),
     )
 
 

@@ -38,9 +38,10 @@ class RawTable:
         """
         index = self.optional_column(names)
         if index is None:
+            expected = names[0] if len(names) == 1 else f"one of {', '.join(names)}"
             raise DataError(
-                f"{self.source} line 1: no {role} column; expected one of "
-                f"{', '.join(names)} (header has: {', '.join(self.header)})"
+                f"{self.source} line 1: no {role} column; expected {expected} "
+                f"(header has: {', '.join(self.header)})"
             )
         return index
 

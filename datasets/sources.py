@@ -119,11 +119,13 @@ def read_items(path: Path, text_fields: Sequence[str], image_dir: Path | None) -
     relative to ``image_dir``; an item with an empty image field gets no image (and is dropped by
     the builder, like a movie without a poster).
     """
+    if image_dir is not None:
+        check_image_dir(image_dir)
     table = read_table_file(path)
     if not text_fields:
         raise DataError(f"{path}: at least one text field is required (--text-fields)")
     id_column = table.column(ITEM_NAMES, "item id")
-    text_columns = [table.column((name,), f"text field {name!r}") for name in text_fields]
+    text_columns = [_text_column(table, name) for name in text_fields]
     image_column = table.column(IMAGE_NAMES, "image file name") if image_dir else None
     if not table.rows:
         raise DataError(f"{path}: no item rows after the header")
@@ -146,3 +148,26 @@ def read_items(path: Path, text_fields: Sequence[str], image_dir: Path | None) -
         images = [image_dir / name if name else None for name in names]
         columns[table.header[image_column]] = names
     return ItemTable(str(path), ids, table.lines, texts, columns, images=images)
+
+
+def check_image_dir(image_dir: Path) -> None:
+    """DataError unless ``image_dir`` is a folder.
+
+    Checked before any file is read: a wrong folder otherwise leaves every item without an image
+    file, and the build fails much later, blaming the items.
+    """
+    if not image_dir.exists():
+        raise DataError(f"--images {image_dir}: no such directory")
+    if not image_dir.is_dir():
+        raise DataError(f"--images {image_dir}: not a directory")
+
+
+def _text_column(table: RawTable, name: str) -> int:
+    """Index of the ``--text-fields`` column ``name``; DataError listing the file's columns."""
+    column = table.optional_column((name,))
+    if column is None:
+        raise DataError(
+            f"{table.source} line 1: no column {name!r} (--text-fields); "
+            f"the columns are {', '.join(table.header)}"
+        )
+    return column

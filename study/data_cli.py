@@ -67,7 +67,8 @@ def add_data_parsers(commands: argparse._SubParsersAction) -> None:
         help="validate a dataset folder and print its statistics",
         description="Load DIR/NAME with every check training applies, then print users, items, "
         "interactions per split, density, modalities, and a content-only kNN Recall@20 per "
-        "modality next to random features and popularity (a sanity signal).",
+        "modality next to random features and popularity (a sanity signal, skipped when "
+        "there are too few items for it to mean anything).",
     )
     check.add_argument("folder", type=Path, help="the dataset folder DIR/NAME")
     check.set_defaults(handler=run_check)
@@ -77,7 +78,7 @@ def run_build(args: argparse.Namespace) -> int:
     from spectune.datasets import encoders
     from spectune.datasets.builder import BuildOptions, Encoders, build_dataset
     from spectune.datasets.movielens import PresetInputs, preset_sources
-    from spectune.datasets.sources import read_interactions, read_items
+    from spectune.datasets.sources import check_image_dir, read_interactions, read_items
     from spectune.datasets.time_split import SplitRatios
 
     try:
@@ -105,6 +106,8 @@ def run_build(args: argparse.Namespace) -> int:
         notes, extra_files = sources.notes, sources.extra_files
     else:
         fields = [field.strip() for field in args.text_fields.split(",") if field.strip()]
+        if args.images is not None:
+            check_image_dir(args.images)  # before the (maybe large) interactions are read
         interactions = read_interactions(args.interactions)
         items = read_items(args.items, fields, args.images)
     progress = sys.stderr.isatty()
@@ -174,14 +177,17 @@ def run_check(args: argparse.Namespace) -> int:
             if count
         ]
         print(f"  {modality.name}: {modality.dim}-d" + (f" ({'; '.join(extra)})" if extra else ""))
-    recalls = [(m.name, m.recall) for m in stats.modalities]
-    recalls += [("random", stats.random_recall), ("popularity", stats.popularity_recall)]
+    knn = stats.knn
+    if knn is None:
+        print(f"content-only kNN Recall@20 skipped: {stats.knn_skipped}")
+        return 0
+    recalls = [*knn.modalities, ("random", knn.random), ("popularity", knn.popularity)]
     print(
         f"content-only kNN Recall@20 on test ({stats.users_evaluated} users): "
         + ", ".join(f"{name} {value:.4f}" for name, value in recalls)
     )
-    for name, recall in recalls[: len(stats.modalities)]:
-        if recall <= stats.random_recall:
+    for name, recall in knn.modalities:
+        if recall <= knn.random:
             print(
                 f"  warning: {name} does not beat random features; its rows may not belong "
                 "to their items"

@@ -6,12 +6,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from builder_support import stand_in_encoders, write_lines, write_png
 
 from spectune.datasets.builder import BuildOptions, build_dataset
 from spectune.datasets.errors import DataError
 from spectune.datasets.movielens import ML_1M, PresetInputs, preset_sources, read_movies
+from spectune.datasets.raw_tables import parse_table
 from spectune.datasets.sources import read_interactions, read_items
 
 N_USERS, N_ITEMS = 6, 6
@@ -77,8 +79,37 @@ def test_missing_text(tmp_path: Path) -> None:
 
 def test_missing_text_column(tmp_path: Path) -> None:
     items = [line.replace("title", "name", 1) for line in good_items(tmp_path / "img")]
-    with pytest.raises(DataError, match=r"items\.tsv line 1: no text field 'title' column"):
+    with pytest.raises(DataError, match=r"items\.tsv line 1: no column 'title' \(--text-fields\)"):
         run_build(tmp_path, good_interactions(), items)
+
+
+def test_unknown_text_field_lists_the_columns_of_the_items_file(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "items.tsv", good_items(tmp_path / "img"))
+    with pytest.raises(DataError) as error:
+        read_items(path, ["title", "nosuchfield"], tmp_path / "img")
+    assert str(error.value) == (
+        f"{path} line 1: no column 'nosuchfield' (--text-fields); "
+        "the columns are item_id, title, image"
+    )
+
+
+def test_a_missing_column_of_one_accepted_name_is_named_once() -> None:
+    table = parse_table(b"a\tb\n1\t2\n", "t.tsv")
+    with pytest.raises(DataError) as error:
+        table.column(("item_id",), "item id")
+    assert (
+        str(error.value) == "t.tsv line 1: no item id column; expected item_id (header has: a, b)"
+    )
+
+
+def test_images_folder_that_is_missing_or_a_file(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "items.tsv", good_items(tmp_path / "img"))
+    with pytest.raises(DataError) as error:
+        read_items(path, ["title"], tmp_path / "nosuchdir")
+    assert str(error.value) == f"--images {tmp_path / 'nosuchdir'}: no such directory"
+    with pytest.raises(DataError) as error:
+        read_items(path, ["title"], path)
+    assert str(error.value) == f"--images {path}: not a directory"
 
 
 @pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n broken"])
@@ -86,6 +117,26 @@ def test_unreadable_image(tmp_path: Path, content: bytes) -> None:
     items = good_items(tmp_path / "img")
     (tmp_path / "img" / "4.png").write_bytes(content)
     expected = r"items\.tsv line 6: the image of item '4', .*img/4\.png, cannot be read as an image"
+    with pytest.raises(DataError, match=expected):
+        run_build(tmp_path, good_interactions(), items)
+
+
+@pytest.mark.parametrize(("image_format", "suffix"), [("JPEG", "jpg"), ("PNG", "png")])
+def test_truncated_image_names_the_items_file_and_line(
+    tmp_path: Path, image_format: str, suffix: str
+) -> None:
+    from PIL import Image
+
+    items = good_items(tmp_path / "img")
+    items[5] = f"4\tMovie 4\t4.{suffix}"
+    pixels = np.random.default_rng(4).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    path = tmp_path / "img" / f"4.{suffix}"
+    Image.fromarray(pixels).save(path, format=image_format)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # the header survives
+    expected = (
+        rf"items\.tsv line 6: the image of item '4', .*img/4\.{suffix}, cannot be read as an "
+        r"image: image file is truncated"
+    )
     with pytest.raises(DataError, match=expected):
         run_build(tmp_path, good_interactions(), items)
 

@@ -106,3 +106,17 @@ def test_a_missing_input_file_is_one_line(
     args = ["--interactions", str(tmp_path / "none.csv"), "--items", str(tmp_path / "i.csv")]
     assert main(["data", "build", *args, "--out", str(tmp_path / "d" / "n")]) == 2
     assert "none.csv: cannot read: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("images", ["nosuchdir", "i.csv"])
+def test_a_bad_images_folder_fails_before_any_file_is_read(
+    images: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "i.csv").write_text("not read\n")
+    args = ["--interactions", str(tmp_path / "none.csv"), "--items", str(tmp_path / "i.csv")]
+    args += ["--images", str(tmp_path / images), "--out", str(tmp_path / "d" / "n")]
+    assert main(["data", "build", *args]) == 2
+    rule = "no such directory" if images == "nosuchdir" else "not a directory"
+    assert capsys.readouterr().err == (
+        f"spectune data: error: --images {tmp_path / images}: {rule}\n"
+    )  # not "none.csv: cannot read": the interactions were never opened
