@@ -307,7 +307,10 @@ def _overview(table: TrialTable) -> str:
         if versions:
             lines.append(f"Created with {versions}.")
     ranked = table.ranked()
-    if ranked:
+    if spec is not None and spec.objective == "ablation":
+        # Seeds of one variant vary; the best single cell says nothing about a component.
+        lines.append("Variants are compared over their seeds in the table below.")
+    elif ranked:
         best = ranked[0]
         test = best.test_metrics.get(table.metric)
         shown = f"; test {table.metric} {test:.4f}, reported only" if test is not None else ""

@@ -261,5 +261,6 @@ def test_an_ablation_study_gets_the_ablation_table_and_chart(tmp_path: Path) -> 
     assert [named.slug for named in report.figures] == ["ablation", "learning-curves", "spectrum"]
     assert "| no_apc |" in report.tables["ablation.md"]
     assert "no_apc seed 8: not run yet" in report.summary
+    assert "Best trial" not in report.summary  # variants, not one lucky seed, are compared
     write_report(report, tmp_path / "r", png=False)
     assert (tmp_path / "r" / "ablation.csv").read_text() == report.tables["ablation.csv"]
