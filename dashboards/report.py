@@ -197,11 +197,10 @@ def write_report(report: Report, out: Path, png: bool = True) -> list[Path]:
     try:
         _write_files(report, staging, png)
         _swap_in(staging, out)
-    except OSError as error:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
-        raise _unwritable(out, error) from error
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, OSError):
+            raise _unwritable(out, error) from error
         raise
     return sorted(path for path in out.rglob("*") if path.is_file())
 

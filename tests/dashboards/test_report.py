@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import errno
 import io
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -145,21 +147,36 @@ def test_a_new_report_replaces_the_old_one_whole(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no staging folder left behind
 
 
+def no_browser(figures: object, folder: Path) -> None:
+    raise ReportError("PNG export failed (no Chromium)")
+
+
+def mount_point(staging: Path, out: Path) -> None:
+    raise OSError(errno.EBUSY, "Device or resource busy", str(out))
+
+
+@pytest.mark.parametrize(
+    ("step", "failure", "expected"),
+    [
+        ("_write_pngs", no_browser, "no Chromium"),
+        ("_swap_in", mount_point, r"Device or resource busy .*not a mount point"),
+    ],
+)
 def test_a_failed_write_leaves_the_previous_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    step: str,
+    failure: Callable[[Any, Path], None],
+    expected: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = tmp_path / "r"
     write_report(build_report(trial_table(search_study(1))), out, png=False)
     before = (out / "summary.md").read_text()
-
-    def no_browser(figures: object, folder: Path) -> None:
-        raise ReportError("PNG export failed (no Chromium)")
-
-    monkeypatch.setattr(report_module, "_write_pngs", no_browser)
-    with pytest.raises(ReportError, match="no Chromium"):
-        write_report(build_report(trial_table(search_study(3))), out, png=True)
+    monkeypatch.setattr(report_module, step, failure)
+    with pytest.raises(ReportError, match=expected):
+        write_report(build_report(trial_table(search_study(3))), out, png=step == "_write_pngs")
     assert (out / "summary.md").read_text() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no staging folder left behind
 
 
 def test_an_out_that_cannot_be_created_is_one_error(tmp_path: Path) -> None:
@@ -167,23 +184,6 @@ def test_an_out_that_cannot_be_created_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match=r"cannot write the report to .*a-file/r: "):
         write_report(build_report(trial_table(search_study(1))), tmp_path / "a-file" / "r")
     assert [p.name for p in tmp_path.iterdir()] == ["a-file"]
-
-
-def test_an_out_that_cannot_be_replaced_keeps_the_old_report(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "r"
-    write_report(build_report(trial_table(search_study(1))), out, png=False)
-    before = (out / "summary.md").read_text()
-
-    def mount_point(staging: Path, out: Path) -> None:
-        raise OSError(errno.EBUSY, "Device or resource busy", str(out))
-
-    monkeypatch.setattr(report_module, "_swap_in", mount_point)
-    with pytest.raises(ReportError, match=r"Device or resource busy .*not a mount point"):
-        write_report(build_report(trial_table(search_study(3))), out, png=False)
-    assert (out / "summary.md").read_text() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["r"]
 
 
 def test_a_spectrum_that_cannot_be_drawn_is_a_warning_an_empty_study_is_not() -> None:
